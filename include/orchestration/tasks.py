@@ -1,0 +1,135 @@
+"""Bodies of the flywheel's data tasks: extract the run's logs, prepare the datasets.
+
+They run on a worker (never at parse time), stream their data through staged files, and
+return small handles (URIs, counts, checksums) for XCom: never records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from airflow.sdk import get_current_context
+
+from include.flywheel.config import WorkloadSettings, load_config
+from include.flywheel.runs import LogWindow, resolve_window, run_settings
+from include.orchestration.staging import run_staging_dir
+
+log = logging.getLogger(__name__)
+
+EXTRACT_FILE = "extract/records.jsonl"
+REPORT_FILE = "preparation_report.json"
+
+
+def current_run_settings(workload_id: str) -> tuple[WorkloadSettings, dict[str, Any]]:
+    """Load the workload's settings and merge this run's params over them."""
+    context = get_current_context()
+    workload = load_config().workload(workload_id)
+    return run_settings(workload, dict(context["params"])), context
+
+
+def _window(context: dict[str, Any]) -> LogWindow:
+    return resolve_window(dict(context["params"]), context.get("data_interval_start"), context.get("data_interval_end"))
+
+
+def extract_logs(workload_id: str) -> dict[str, Any]:
+    """Stream the run's log window from the configured source into a staged JSONL file."""
+    from include.flywheel.logs import open_log_source
+
+    settings, context = current_run_settings(workload_id)
+    window = _window(context)
+    source = open_log_source(settings.logs)
+    target = run_staging_dir(settings, context["dag"].dag_id, context["run_id"]) / EXTRACT_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info(
+        "Extracting %s logs of workload %s (client %s) from %s in [%s, %s) (window from %s).",
+        settings.logs.source.value,
+        settings.workload_id,
+        settings.client_id,
+        settings.logs.source.value == "files" and settings.logs.resolved_path() or settings.logs.index,
+        window.start.isoformat(),
+        window.end.isoformat(),
+        window.source,
+    )
+    digest = hashlib.sha256()
+    count = 0
+    size = 0
+    with target.open("wb") as sink:
+        for record in source.iter_records(settings.workload_id, settings.client_id, window.start, window.end):
+            line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+            sink.write(line)
+            digest.update(line)
+            size += len(line)
+            count += 1
+            if count % 100_000 == 0:
+                log.info("Extracted %d records so far.", count)
+    stats = source.stats.as_dict()
+    log.info("Extraction finished: %d records staged at %s.\n%s", count, target, source.stats.summary())
+    return {
+        "uri": str(target),
+        "records": count,
+        "sha256": digest.hexdigest(),
+        "bytes": size,
+        "window": window.as_dict(),
+        "stats": stats,
+    }
+
+
+def _staged_records(uri: str):
+    from airflow.sdk import ObjectStoragePath
+
+    with ObjectStoragePath(uri).open("rb") as source:
+        for line in source:
+            yield json.loads(line)
+
+
+def prepare_datasets(workload_id: str, extracted: dict[str, Any]) -> dict[str, Any]:
+    """Validate, deduplicate and split the staged records; write eval / ICL / train / val files."""
+    from include.flywheel.datasets import write_datasets
+    from include.flywheel.pipeline import prepare_datasets as run_preparation
+
+    settings, context = current_run_settings(workload_id)
+    embedder = None
+    if settings.icl.example_selection.value == "semantic_similarity":
+        embedder = _embedding_client(settings)
+    log.info("Preparing datasets from %d extracted records (%s).", extracted["records"], extracted["uri"])
+    prepared = run_preparation(_staged_records(extracted["uri"]), settings, embedder=embedder)
+    directory = run_staging_dir(settings, context["dag"].dag_id, context["run_id"]) / "datasets"
+    directory.mkdir(parents=True, exist_ok=True)
+    handles = write_datasets(prepared, directory)
+    report = prepared.report
+    log.info("Preparation of workload %s finished.\n%s", settings.workload_id, report.summary())
+    result = {
+        "workload_type": prepared.workload_type,
+        "datasets": {kind: handle.model_dump(mode="json") for kind, handle in handles.items()},
+        "report": report.model_dump(mode="json"),
+        "extraction": extracted["stats"],
+        "window": extracted["window"],
+    }
+    # A durable copy next to the datasets: what this run read, dropped and produced.
+    with (directory / REPORT_FILE).open("wb") as sink:
+        sink.write(json.dumps(result, indent=2, sort_keys=True).encode("utf-8"))
+    return result
+
+
+def _embedding_client(settings: WorkloadSettings):
+    """An embeddings client for semantic ICL selection, built from its Airflow Connection."""
+    from airflow.sdk import BaseHook
+
+    from include.flywheel.embeddings import EmbeddingClient
+
+    similarity = settings.icl.similarity
+    connection = BaseHook.get_connection(similarity.embedding_conn_id)
+    base_url = connection.host or ""
+    if connection.schema and "://" not in base_url:
+        base_url = f"{connection.schema}://{base_url}"
+    if connection.port and f":{connection.port}" not in base_url:
+        base_url = f"{base_url}:{connection.port}"
+    return EmbeddingClient(
+        base_url=base_url.rstrip("/"),
+        model=similarity.embedding_model,
+        api_key=connection.password or None,
+        batch_size=similarity.batch_size,
+    )
