@@ -1,0 +1,1 @@
+"""Bundled sample logs (``logs/``) and the seeded generator that wrote them (``generate.py``)."""
