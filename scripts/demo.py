@@ -68,7 +68,7 @@ def print_report(dag_id: str, result: dict) -> None:
             print(f"    {key:<28} {value}")
     print("  datasets:")
     for kind, handle in result["datasets"].items():
-        print(f"    {kind:<6} {handle.get('records', '?'):>6} records  {handle.get('uri', '')}")
+        print(f"    {kind:<6} {handle.get('total_records', '?'):>6} records  {handle.get('uri', '')}")
 
 
 def main() -> int:

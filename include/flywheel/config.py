@@ -227,6 +227,9 @@ class WaitSettings(_Section):
     evaluation_timeout: float = Field(default=7200.0, gt=0)
     customization_timeout: float = Field(default=6 * 3600.0, gt=0)
     model_sync_timeout: float = Field(default=1800.0, gt=0)
+    # Task retries (transient failures: a 5xx burst that outlived the hook's own retries, a lost worker).
+    retries: int = Field(default=2, ge=0)
+    retry_delay: float = Field(default=30.0, ge=0)
 
 
 class FlywheelSections(_Section):

@@ -25,7 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, ObjectStoragePath
+from airflow.sdk import BaseHook, BaseOperator, ObjectStoragePath
 from airflow.sdk.definitions.template import literal
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
@@ -445,6 +445,28 @@ def _results_summary(results: Any) -> tuple[dict[str, dict[str, Any]], dict[str,
     return summary, usage
 
 
+def _with_judge_api_key(config: Mapping[str, Any], judge_conn_id: str) -> dict[str, Any]:
+    """A copy of an inline evaluation config whose llm-judge endpoints carry the judge's API key.
+
+    The key is read from the judge's Connection here, at submit time, so it never travels
+    through XCom, rendered template fields or trigger kwargs.
+    """
+    import copy
+
+    api_key = BaseHook.get_connection(judge_conn_id).password
+    config = copy.deepcopy(dict(config))
+    if not api_key:
+        return config
+    for task in (config.get("tasks") or {}).values():
+        for metric in ((task or {}).get("metrics") or {}).values():
+            if (metric or {}).get("type") != "llm-judge":
+                continue
+            endpoint = ((metric.get("params") or {}).get("model") or {}).get("api_endpoint")
+            if isinstance(endpoint, dict):
+                endpoint["api_key"] = api_key
+    return config
+
+
 class NemoEvaluationOperator(_NemoWaitMixin, BaseOperator):
     """Run a NeMo Evaluator job, deferred while it runs, and return its score summary.
 
@@ -461,6 +483,8 @@ class NemoEvaluationOperator(_NemoWaitMixin, BaseOperator):
         job: The ``POST /v1/evaluation/jobs`` body: ``namespace``, ``config``, ``target``, optional ``custom_fields``.
         label: Deterministic key of this evaluation (e.g. ``payloads.flywheel_key(...)``).
         nemo_conn_id: The ``nemo`` Connection.
+        judge_conn_id: The judge's Connection; its password (API key) is added to the llm-judge
+            endpoints of an inline config at submit time, so it is never part of ``job``.
         poll_interval: Seconds between two status checks while deferred.
         timeout: Seconds until the job must be finished (then it is cancelled and the task fails).
 
@@ -479,6 +503,7 @@ class NemoEvaluationOperator(_NemoWaitMixin, BaseOperator):
         job: dict[str, Any],
         label: str,
         nemo_conn_id: str = "nemo_default",
+        judge_conn_id: str | None = None,
         poll_interval: float = 30.0,
         timeout: float = 4 * 3600.0,
         **kwargs: Any,
@@ -490,6 +515,7 @@ class NemoEvaluationOperator(_NemoWaitMixin, BaseOperator):
         # ``label`` is taken: BaseOperator.label is the task group label.
         self.job_label = label
         self.nemo_conn_id = nemo_conn_id
+        self.judge_conn_id = judge_conn_id
         self._init_wait(poll_interval, timeout)
         self.job_id: str | None = None
 
@@ -512,6 +538,8 @@ class NemoEvaluationOperator(_NemoWaitMixin, BaseOperator):
                 f"{label!r}; drop it from the body (the operator sets it from label)."
             )
         body["custom_fields"] = {**custom_fields, "flywheel_key": label}
+        if self.judge_conn_id and isinstance(body.get("config"), Mapping):
+            body["config"] = _with_judge_api_key(body["config"], self.judge_conn_id)
         return body
 
     @staticmethod

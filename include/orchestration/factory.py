@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, TriggerRule, task
 
 from include.flywheel.config import ExampleSelection, WorkloadSettings
 from include.flywheel.runs import (
@@ -18,6 +18,9 @@ from include.flywheel.runs import (
     WINDOW_START_PARAM,
     param_defaults,
 )
+
+# Pool bounding GPU-bound NeMo work (deferred tasks count: the pool is created with include_deferred).
+GPU_POOL = "nemo_gpu"
 
 DAG_DOC = """
 ### Data flywheel for workload `{workload_id}` (client `{client_id}`)
@@ -117,9 +120,24 @@ def build_params(workload: WorkloadSettings) -> dict[str, Param]:
 
 def build_flywheel_dag(workload: WorkloadSettings) -> DAG:
     """Build the flywheel DAG of one workload."""
+    from airflow.sdk import TaskGroup
+
+    from include.nemo.operators import (
+        NemoCustomizationOperator,
+        NemoDeleteDeploymentOperator,
+        NemoDeployNimOperator,
+        NemoEvaluationOperator,
+        NemoUploadDatasetOperator,
+    )
+    from include.nemo.payloads import deployment_name
+    from include.nemo.sensors import NimModelServedSensor
+    from include.orchestration.candidates import candidate_group_id, record_candidate_failure
+
     timetable = CronDataIntervalTimetable(workload.schedule, timezone="UTC") if workload.schedule else None
     start_date = datetime.fromisoformat(workload.start_date).replace(tzinfo=timezone.utc)
     workload_id = workload.workload_id
+    nmp = workload.nmp
+    waits = workload.waits
 
     with DAG(
         dag_id=workload.dag_id,
@@ -137,11 +155,10 @@ def build_flywheel_dag(workload: WorkloadSettings) -> DAG:
         tags=["flywheel", f"workload:{workload_id}", *workload.tags],
         default_args={
             "owner": "flywheel",
-            "retries": 2,
-            "retry_delay": timedelta(seconds=30),
+            "retries": workload.waits.retries,
+            "retry_delay": timedelta(seconds=workload.waits.retry_delay),
             "retry_exponential_backoff": True,
         },
-        render_template_as_native_obj=True,
     ) as dag:
 
         @task(task_id="extract_logs")
@@ -156,6 +173,177 @@ def build_flywheel_dag(workload: WorkloadSettings) -> DAG:
 
             return prepare_datasets(workload_id, extracted)
 
-        prepare_datasets_task(extract_logs_task())
+        @task(task_id="plan_uploads")
+        def plan_uploads_task(prepared: dict) -> list[dict]:
+            from include.orchestration.plan import dataset_uploads
+            from include.orchestration.tasks import current_run_settings
+
+            settings, context = current_run_settings(workload_id)
+            return dataset_uploads(settings, context["dag"].dag_id, context["run_id"], prepared)
+
+        prepared = prepare_datasets_task(extract_logs_task())
+        uploaded = NemoUploadDatasetOperator.partial(
+            task_id="upload_datasets",
+            nemo_conn_id=nmp.nemo_conn_id,
+            datastore_conn_id=nmp.datastore_conn_id,
+            execution_timeout=timedelta(minutes=30),
+        ).expand_kwargs(plan_uploads_task(prepared))
+
+        judge = workload.judge
+        judge_deployment = None
+        if judge.type == "remote":
+            wait_for_judge = NimModelServedSensor(
+                task_id="wait_for_judge",
+                model_id=judge.model_name,
+                nim_conn_id=judge.conn_id,
+                poll_interval=waits.poll_interval,
+                timeout=waits.deployment_timeout,
+            )
+        else:
+            wait_for_judge = NemoDeployNimOperator(
+                task_id="wait_for_judge",
+                deployment=_judge_deployment(workload),
+                nemo_conn_id=nmp.nemo_conn_id,
+                nim_conn_id=nmp.nim_conn_id,
+                poll_interval=waits.poll_interval,
+                timeout=waits.deployment_timeout,
+                pool=GPU_POOL,
+                pool_slots=judge.gpus,
+            )
+            judge_deployment = _judge_deployment(workload)
+
+        candidate_ends = []
+        for candidate in workload.candidates:
+            group_id = candidate_group_id(candidate.slug)
+            model_name = candidate.model_name
+            failure_callback = {"on_failure_callback": record_candidate_failure}
+            with TaskGroup(group_id=group_id, tooltip=f"Deploy, evaluate and customize {model_name}"):
+
+                @task(task_id="plan", multiple_outputs=True)
+                def plan_task(model_name: str = model_name, group_id: str = group_id) -> dict:
+                    from include.orchestration.candidates import plan_candidate_task
+
+                    return plan_candidate_task(workload_id, model_name, group_id)
+
+                plan = plan_task()
+                deploy = NemoDeployNimOperator(
+                    task_id="deploy_nim",
+                    deployment=plan["deployment"],
+                    nemo_conn_id=nmp.nemo_conn_id,
+                    nim_conn_id=nmp.nim_conn_id,
+                    poll_interval=waits.poll_interval,
+                    timeout=waits.deployment_timeout,
+                    pool=GPU_POOL,
+                    pool_slots=candidate.gpus,
+                    **failure_callback,
+                )
+                evaluations = []
+                for step in ("base_eval", "icl_eval"):
+                    evaluation = NemoEvaluationOperator(
+                        task_id=step,
+                        job=plan[f"{step}_job"],
+                        label=plan[f"{step}_label"],
+                        nemo_conn_id=nmp.nemo_conn_id,
+                        judge_conn_id=judge.conn_id if judge.type == "remote" else None,
+                        poll_interval=waits.poll_interval,
+                        timeout=waits.evaluation_timeout,
+                        pool=GPU_POOL,
+                        **failure_callback,
+                    )
+                    deploy >> evaluation
+                    evaluations.append(evaluation)
+                if candidate.customization_enabled and candidate.customizer is not None:
+                    customize = NemoCustomizationOperator(
+                        task_id="customize",
+                        config=plan["customization_config"],
+                        job=plan["customization_job"],
+                        nemo_conn_id=nmp.nemo_conn_id,
+                        poll_interval=waits.poll_interval,
+                        timeout=waits.customization_timeout,
+                        pool=GPU_POOL,
+                        pool_slots=candidate.customizer.gpus,
+                        **failure_callback,
+                    )
+                    synced = NimModelServedSensor(
+                        task_id="wait_model_synced",
+                        model_id=plan["output_model"],
+                        nim_conn_id=nmp.nim_conn_id,
+                        poll_interval=waits.poll_interval,
+                        timeout=waits.model_sync_timeout,
+                        **failure_callback,
+                    )
+                    customized_eval = NemoEvaluationOperator(
+                        task_id="customized_eval",
+                        job=plan["customized_eval_job"],
+                        label=plan["customized_eval_label"],
+                        nemo_conn_id=nmp.nemo_conn_id,
+                        judge_conn_id=judge.conn_id if judge.type == "remote" else None,
+                        poll_interval=waits.poll_interval,
+                        timeout=waits.evaluation_timeout,
+                        pool=GPU_POOL,
+                        **failure_callback,
+                    )
+                    # Training needs only the dataset; serving the adapter needs the base NIM up.
+                    plan >> customize
+                    [customize, deploy] >> synced >> customized_eval
+                    evaluations.append(customized_eval)
+                shutdown = NemoDeleteDeploymentOperator(
+                    task_id="shutdown_nim",
+                    namespace=nmp.namespace,
+                    name=deployment_name(model_name),
+                    nemo_conn_id=nmp.nemo_conn_id,
+                    trigger_rule=TriggerRule.ALL_DONE,
+                )
+                [deploy, *evaluations] >> shutdown
+            [uploaded, wait_for_judge] >> plan
+            candidate_ends.append(shutdown)
+
+        @task(task_id="aggregate_results", trigger_rule=TriggerRule.ALL_DONE)
+        def aggregate_results_task() -> dict:
+            from include.orchestration.aggregate import aggregate_results
+
+            return aggregate_results(workload_id)
+
+        @task(task_id="report", trigger_rule=TriggerRule.ALL_DONE)
+        def report_task(summary: dict | None = None) -> dict:
+            from include.orchestration.aggregate import write_report
+
+            return write_report(workload_id)
+
+        @task(task_id="finalize", trigger_rule=TriggerRule.ALL_DONE)
+        def finalize_task() -> dict:
+            from include.orchestration.aggregate import finalize
+
+            return finalize(workload_id)
+
+        aggregate = aggregate_results_task()
+        candidate_ends >> aggregate
+        if judge_deployment is not None:
+            shutdown_judge = NemoDeleteDeploymentOperator(
+                task_id="shutdown_judge",
+                namespace=judge_deployment["namespace"],
+                name=judge_deployment["name"],
+                nemo_conn_id=nmp.nemo_conn_id,
+                trigger_rule=TriggerRule.ALL_DONE,
+            )
+            candidate_ends >> shutdown_judge
+        report = report_task(aggregate)
+        report >> finalize_task()
 
     return dag
+
+
+def _judge_deployment(workload: WorkloadSettings) -> dict:
+    from include.nemo.payloads import deployment_body, deployment_name
+    from include.orchestration.plan import deployment_spec
+
+    judge = workload.judge
+    return deployment_spec(deployment_body(
+        namespace=workload.nmp.namespace,
+        name=deployment_name(judge.model_name),
+        model=judge.model_name,
+        image_name=f"nvcr.io/nim/{judge.model_name}",
+        image_tag=judge.tag,
+        pvc_size=judge.pvc_size,
+        gpu=judge.gpus,
+    ))

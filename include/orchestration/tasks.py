@@ -6,14 +6,17 @@ return small handles (URIs, counts, checksums) for XCom: never records.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from airflow.sdk import get_current_context
+from airflow.sdk.exceptions import AirflowFailException
 
-from include.flywheel.config import WorkloadSettings, load_config
+from include.flywheel.config import ConfigError, WorkloadSettings, load_config
 from include.flywheel.runs import LogWindow, resolve_window, run_settings
 from include.orchestration.staging import run_staging_dir
 
@@ -23,11 +26,38 @@ EXTRACT_FILE = "extract/records.jsonl"
 REPORT_FILE = "preparation_report.json"
 
 
-def current_run_settings(workload_id: str) -> tuple[WorkloadSettings, dict[str, Any]]:
+@contextlib.contextmanager
+def fail_without_retry_on_bad_input() -> Iterator[None]:
+    """Bad settings or too little data will not fix themselves: fail at once instead of retrying."""
+    from include.flywheel.partition import InsufficientDataError
+
+    try:
+        yield
+    except (ConfigError, InsufficientDataError) as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def current_run_settings(
+    workload_id: str, context: dict[str, Any] | None = None
+) -> tuple[WorkloadSettings, dict[str, Any]]:
     """Load the workload's settings and merge this run's params over them."""
-    context = get_current_context()
+    context = context if context is not None else get_current_context()
     workload = load_config().workload(workload_id)
     return run_settings(workload, dict(context["params"])), context
+
+
+def record_run(settings: WorkloadSettings, context: dict[str, Any], **fields: Any) -> None:
+    """Create or update this run's document in the results store."""
+    from include.flywheel.results import open_result_store
+
+    with open_result_store(settings.results) as store:
+        store.upsert_run(
+            context["dag"].dag_id,
+            context["run_id"],
+            workload_id=settings.workload_id,
+            client_id=settings.client_id,
+            **fields,
+        )
 
 
 def _window(context: dict[str, Any]) -> LogWindow:
@@ -38,8 +68,19 @@ def extract_logs(workload_id: str) -> dict[str, Any]:
     """Stream the run's log window from the configured source into a staged JSONL file."""
     from include.flywheel.logs import open_log_source
 
-    settings, context = current_run_settings(workload_id)
-    window = _window(context)
+    with fail_without_retry_on_bad_input():
+        settings, context = current_run_settings(workload_id)
+        window = _window(context)
+    record_run(
+        settings,
+        context,
+        status="running",
+        stage="extract_logs",
+        log_window={"start": window.start, "end": window.end, "source": window.source},
+        data_interval_start=context.get("data_interval_start"),
+        data_interval_end=context.get("data_interval_end"),
+        overrides=dict(context["params"]),
+    )
     source = open_log_source(settings.logs)
     target = run_staging_dir(settings, context["dag"].dag_id, context["run_id"]) / EXTRACT_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -90,12 +131,13 @@ def prepare_datasets(workload_id: str, extracted: dict[str, Any]) -> dict[str, A
     from include.flywheel.datasets import write_datasets
     from include.flywheel.pipeline import prepare_datasets as run_preparation
 
-    settings, context = current_run_settings(workload_id)
-    embedder = None
-    if settings.icl.example_selection.value == "semantic_similarity":
-        embedder = _embedding_client(settings)
-    log.info("Preparing datasets from %d extracted records (%s).", extracted["records"], extracted["uri"])
-    prepared = run_preparation(_staged_records(extracted["uri"]), settings, embedder=embedder)
+    with fail_without_retry_on_bad_input():
+        settings, context = current_run_settings(workload_id)
+        embedder = None
+        if settings.icl.example_selection.value == "semantic_similarity":
+            embedder = _embedding_client(settings)
+        log.info("Preparing datasets from %d extracted records (%s).", extracted["records"], extracted["uri"])
+        prepared = run_preparation(_staged_records(extracted["uri"]), settings, embedder=embedder)
     directory = run_staging_dir(settings, context["dag"].dag_id, context["run_id"]) / "datasets"
     directory.mkdir(parents=True, exist_ok=True)
     handles = write_datasets(prepared, directory)
@@ -108,6 +150,18 @@ def prepare_datasets(workload_id: str, extracted: dict[str, Any]) -> dict[str, A
         "extraction": extracted["stats"],
         "window": extracted["window"],
     }
+    record_run(
+        settings,
+        context,
+        stage="prepare_datasets",
+        workload_type=prepared.workload_type,
+        num_records=extracted["records"],
+        record_counts={"extraction": extracted["stats"], "preparation": result["report"]},
+        datasets=[
+            {"name": kind, "kind": kind, "num_records": handle["total_records"], "uri": handle["uri"]}
+            for kind, handle in result["datasets"].items()
+        ],
+    )
     # A durable copy next to the datasets: what this run read, dropped and produced.
     with (directory / REPORT_FILE).open("wb") as sink:
         sink.write(json.dumps(result, indent=2, sort_keys=True).encode("utf-8"))

@@ -1,0 +1,122 @@
+"""Task bodies around the NeMo steps: plan a candidate's payloads, record failures, aggregate, report.
+
+The NeMo work itself is done by the provider-style operators in ``include.nemo``; these tasks
+turn the run's settings into their payloads and turn their results into the results store's
+documents. Every write is an upsert keyed by run and step, so retries do not duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk import get_current_context
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from include.flywheel.config import WorkloadSettings
+from include.orchestration.plan import datasets_by_kind, find_candidate, plan_candidate
+from include.orchestration.tasks import current_run_settings, fail_without_retry_on_bad_input
+
+log = logging.getLogger(__name__)
+
+# Task ids inside a candidate's group, in the order they run.
+CANDIDATE_STEPS = ("plan", "deploy_nim", "base_eval", "icl_eval", "customize", "wait_model_synced",
+                   "customized_eval", "shutdown_nim")
+EVAL_TASKS = {"base-eval": "base_eval", "icl-eval": "icl_eval", "customized-eval": "customized_eval"}
+
+
+def candidate_group_id(slug: str) -> str:
+    return f"candidate__{slug}"
+
+
+def judge_base_url(settings: WorkloadSettings) -> str:
+    """Where the evaluator reaches the judge: its own Connection (remote) or the NIM proxy (local)."""
+    from include.nemo.hooks import NimHook
+
+    conn_id = settings.judge.conn_id if settings.judge.type == "remote" else settings.nmp.nim_conn_id
+    return NimHook(conn_id).base_url
+
+
+def plan_candidate_task(workload_id: str, model_name: str, group_id: str) -> dict[str, Any]:
+    """Compute one candidate's payloads for this run; skip the group if the run deselected it."""
+    from include.nemo.hooks import NimHook
+
+    with fail_without_retry_on_bad_input():
+        settings, context = current_run_settings(workload_id)
+    candidate = find_candidate(settings, model_name)
+    if candidate is None:
+        raise AirflowSkipException(f"{model_name} is not among this run's candidates; skipping its group.")
+    ti = context["ti"]
+    prepared = ti.xcom_pull(task_ids="prepare_datasets")
+    uploaded = ti.xcom_pull(task_ids="upload_datasets")
+    if not prepared or not uploaded:
+        raise AirflowFailException("The prepared and uploaded dataset handles are missing from XCom.")
+    plan = plan_candidate(
+        settings,
+        candidate,
+        dag_id=context["dag"].dag_id,
+        run_id=context["run_id"],
+        datasets=datasets_by_kind(list(uploaded)),
+        workload_type=prepared["workload_type"],
+        nim_base_url=NimHook(settings.nmp.nim_conn_id).base_url,
+        judge_base_url=judge_base_url(settings),
+    )
+    _store_step(settings, context, model_name, nim={"status": "deploying-nim", "deployment_name": plan["deployment"]["name"]})
+    log.info(
+        "Planned %s: deployment %s, customization %s.",
+        model_name,
+        plan["deployment"]["name"],
+        plan["output_model"] or "disabled",
+    )
+    return flatten_plan(plan)
+
+
+def flatten_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    """One top-level key per operator argument, so each is its own XCom (``plan["base_eval_job"]``)."""
+    flat = {"model": plan["model"], "deployment": plan["deployment"], "output_model": plan["output_model"]}
+    for step in ("base_eval", "icl_eval", "customized_eval"):
+        flat[f"{step}_job"] = (plan[step] or {}).get("job")
+        flat[f"{step}_label"] = (plan[step] or {}).get("label")
+    flat["customization_config"] = (plan["customization"] or {}).get("config")
+    flat["customization_job"] = (plan["customization"] or {}).get("job")
+    return flat
+
+
+def _store_step(settings: WorkloadSettings, context: dict[str, Any], model_name: str, **documents: dict) -> None:
+    """Write a candidate's step documents as they happen (a failed run still shows how far it got)."""
+    from include.flywheel.results import flywheel_run_id, open_result_store
+
+    run = flywheel_run_id(context["dag"].dag_id, context["run_id"])
+    with open_result_store(settings.results) as store:
+        if "nim" in documents:
+            store.upsert_nim(run, model_name, **documents["nim"])
+        if "customization" in documents:
+            store.upsert_customization(run, model_name, **documents["customization"])
+        for eval_type, fields in (documents.get("evaluations") or {}).items():
+            store.upsert_evaluation(run, model_name, eval_type, **fields)
+
+
+def record_candidate_failure(context: dict[str, Any]) -> None:
+    """on_failure_callback of a candidate's tasks: record which step failed and why."""
+    from datetime import datetime, timezone
+
+    task = context["task"]
+    group = task.task_group.group_id if task.task_group else ""
+    model_name = getattr(task, "flywheel_model_name", None) or group
+    step = task.task_id.split(".")[-1]
+    error = f"{step}: {context.get('exception')}"
+    workload_id = getattr(task, "flywheel_workload_id", None)
+    if workload_id is None:
+        return
+    try:
+        settings, _ = current_run_settings(workload_id, context)
+        now = datetime.now(timezone.utc)
+        documents: dict[str, Any] = {"nim": {"status": "failed", "error": error, "finished_at": now}}
+        eval_type = {v: k for k, v in EVAL_TASKS.items()}.get(step)
+        if eval_type:
+            documents["evaluations"] = {eval_type: {"status": "failed", "error": error}}
+        if step in ("customize", "wait_model_synced"):
+            documents["customization"] = {"status": "failed", "error": error}
+        _store_step(settings, context, model_name, **documents)
+    except Exception:  # noqa: BLE001 - a callback must never hide the task's own failure
+        log.exception("Could not record the failure of %s in the results store.", task.task_id)
