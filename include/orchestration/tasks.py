@@ -169,21 +169,15 @@ def prepare_datasets(workload_id: str, extracted: dict[str, Any]) -> dict[str, A
 
 
 def _embedding_client(settings: WorkloadSettings):
-    """An embeddings client for semantic ICL selection, built from its Airflow Connection."""
-    from airflow.sdk import BaseHook
-
+    """An embeddings client for semantic ICL selection, at the endpoint of its Airflow Connection."""
     from include.flywheel.embeddings import EmbeddingClient
+    from include.nemo.hooks import NimHook
 
     similarity = settings.icl.similarity
-    connection = BaseHook.get_connection(similarity.embedding_conn_id)
-    base_url = connection.host or ""
-    if connection.schema and "://" not in base_url:
-        base_url = f"{connection.schema}://{base_url}"
-    if connection.port and f":{connection.port}" not in base_url:
-        base_url = f"{base_url}:{connection.port}"
+    endpoint = NimHook(similarity.embedding_conn_id).endpoint
     return EmbeddingClient(
-        base_url=base_url.rstrip("/"),
+        base_url=endpoint.base_url,
         model=similarity.embedding_model,
-        api_key=connection.password or None,
+        api_key=endpoint.api_key,
         batch_size=similarity.batch_size,
     )

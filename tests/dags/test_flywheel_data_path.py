@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse
@@ -17,18 +16,14 @@ FAQ_DAG = "flywheel__faq-chat"
 DATA_TASKS = ("extract_logs", "prepare_datasets")
 
 
-def staging_root() -> Path:
-    return Path(urlparse(os.environ["FLYWHEEL_STAGING_BASE_URI"]).path)
-
-
-def run_data_path(dag, conf: dict) -> dict:
+def run_data_path(env, dag, conf: dict) -> dict:
     """Run only the data tasks of the DAG and return the preparation report it staged."""
     partial = dag.partial_subset(task_ids=list(DATA_TASKS), include_upstream=True, include_downstream=False)
     dag_run = partial.test(run_conf=conf)
     assert dag_run.state == "success", [(ti.task_id, ti.state) for ti in dag_run.get_task_instances()]
     from include.flywheel.runs import run_key
 
-    report = staging_root() / dag.dag_id / run_key(dag_run.run_id) / "datasets" / "preparation_report.json"
+    report = env.staging / dag.dag_id / run_key(dag_run.run_id) / "datasets" / "preparation_report.json"
     return json.loads(report.read_text())
 
 
@@ -37,9 +32,10 @@ def read_jsonl(uri_dir: str, relative: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_tool_calling_workload_one_day_window(flywheel_dags):
+def test_tool_calling_workload_one_day_window(flywheel_config):
     result = run_data_path(
-        flywheel_dags[TOOLS_DAG], {"log_window_start": "2026-11-18", "log_window_end": "2026-11-19"}
+        flywheel_config,
+        flywheel_config.dags()[TOOLS_DAG], {"log_window_start": "2026-11-18", "log_window_end": "2026-11-19"}
     )
     assert result["workload_type"] == "tool_calling"
     assert result["window"]["start"].startswith("2026-11-18T00:00:00")
@@ -67,17 +63,18 @@ def test_tool_calling_workload_one_day_window(flywheel_dags):
     assert all("### Example 1" in row["request"]["messages"][0]["content"] for row in icl_rows)
 
 
-def test_generic_workload_runs_and_override_changes_eval_size(flywheel_dags):
+def test_generic_workload_runs_and_override_changes_eval_size(flywheel_config):
     result = run_data_path(
-        flywheel_dags[FAQ_DAG],
+        flywheel_config,
+        flywheel_config.dags()[FAQ_DAG],
         {"log_window_start": "2026-11-17", "log_window_end": "2026-11-24", "eval_size": 15},
     )
     assert result["workload_type"] == "generic"
     assert result["datasets"]["eval"]["total_records"] == 15
 
 
-def test_too_few_records_fails_with_a_clear_error(flywheel_dags, caplog):
-    dag = flywheel_dags[TOOLS_DAG]
+def test_too_few_records_fails_with_a_clear_error(flywheel_config):
+    dag = flywheel_config.dags()[TOOLS_DAG]
     partial = dag.partial_subset(task_ids=list(DATA_TASKS), include_upstream=True, include_downstream=False)
     # One hour of logs cannot reach min_total_records.
     dag_run = partial.test(
