@@ -98,17 +98,20 @@ class PreparationReport(BaseModel):
 
     def summary(self) -> str:
         """A readable multi-line table for the task log."""
-        width = 34
+        width = 40
 
-        def row(name: str, value: Any) -> str:
+        def row(name: str, value: Any, note: str = "") -> str:
             text = f"{value:,}" if isinstance(value, int) else str(value)
-            return f"  {name:<{width}}{text:>14}"
+            return f"  {name:<{width}}{text:>12}{note}".rstrip()
 
-        lines = [f"Dataset preparation for workload {self.workload_id!r} ({self.workload_type.value}, seed {self.seed})"]
+        kind = self.workload_type.value
+        lines = [f"Dataset preparation for workload {self.workload_id!r} ({kind}, seed {self.seed})"]
         lines.append(row("read", self.read))
         lines.append(row("dropped", self.dropped_total))
         for reason, count in sorted(self.dropped.items(), key=lambda item: (-item[1], item[0])):
-            lines.append(row(f"  {reason}", count))
+            examples = self.drop_examples.get(reason) or [""]
+            example = examples[0] if len(examples[0]) <= 100 else examples[0][:97] + "..."
+            lines.append(row(f"  {reason}", count, f"   e.g. {example}" if example else ""))
         lines.append(row("duplicates", self.duplicates))
         lines.append(row("unique", self.unique))
         limit = "none" if self.limit is None else f"{self.limit:,}"
@@ -122,23 +125,20 @@ class PreparationReport(BaseModel):
         lines.append(f"  labels in the sample ({len(self.labels)}):")
         for label, count in sorted(self.labels.items(), key=lambda item: (-item[1], item[0])):
             share = f"{100.0 * count / sample:.1f}%" if sample else "-"
-            lines.append(f"    {label:<{width - 2}}{count:>14,} {share:>7}")
+            lines.append(row(f"  {label}", count, f" {share:>7}"))
         if self.pooled_labels:
             lines.append(f"  rare labels pooled for stratification: {', '.join(self.pooled_labels)}")
         if self.icl_examples:
             stats = self.icl_examples
-            lines.append(
-                row(
-                    f"ICL examples/record ({self.icl_selection})",
-                    f"{stats.get('min', 0):g} / {stats.get('mean', 0):g} / {stats.get('max', 0):g}",
-                )
-            )
+            lines.append(f"  ICL examples per record ({self.icl_selection}):")
+            figures = f"{stats.get('min', 0):g} / {stats.get('mean', 0):g} / {stats.get('max', 0):g}"
+            lines.append(row("  min / mean / max", figures))
         for item in self.icl_below_min[:5]:
             lines.append(f"    below min_examples: {item['prompt_hash'][:12]} got {item['examples']}: {item['reason']}")
         if len(self.icl_below_min) > 5:
             lines.append(f"    ... and {len(self.icl_below_min) - 5} more below min_examples")
         leaks = self.leakage.get("eval_in_train_or_val", 0) + self.leakage.get("eval_in_previous_training", 0)
-        lines.append(row("leakage (eval prompts in training)", leaks))
+        lines.append(row("leakage (eval prompts in training sets)", leaks))
         return "\n".join(lines)
 
 
@@ -263,6 +263,7 @@ def _prepare(
     text_track: _Track | None = _Track(limit, seed, min_label_count)
     tool_track = _Track(limit, seed, min_label_count)
     text_valid = 0  # text-only records, valid, seen (before or after the switch to tool mode)
+    text_examples: list[str] = []  # where the first ones are, in case they become no_tool_calls drops
     tool_mode = False
     parse = parse_record
     mismatch = DropReason.WORKLOAD_MISMATCH
@@ -293,6 +294,8 @@ def _prepare(
             tool_track.offer(record)
         else:
             text_valid += 1
+            if len(text_examples) < _EXAMPLES_PER_REASON:
+                text_examples.append(f"record #{read}: the response answers with text and calls no tool")
             if text_track is not None:
                 text_track.offer(record)
 
@@ -300,10 +303,9 @@ def _prepare(
         workload_type = WorkloadType.TOOL_CALLING
         track = tool_track
         if text_valid:
+            # Step 3 in a tool-calling workload: the workload type was only known at the end.
             dropped[DropReason.NO_TOOL_CALLS.value] += text_valid
-            drop_examples.setdefault(DropReason.NO_TOOL_CALLS.value, []).append(
-                f"{text_valid} record(s) answer with text only in a tool-calling workload"
-            )
+            drop_examples[DropReason.NO_TOOL_CALLS.value] = text_examples
     else:
         workload_type = WorkloadType.GENERIC
         assert text_track is not None

@@ -15,9 +15,11 @@ Normal form, inside this package:
   null or absent (both valid OpenAI);
 * only the first response choice is kept: it is the reference answer of every dataset.
 
-This runs once per extracted record, millions of times per run: the checks use plain
-dict/list operations, and the objects of messages that need no change are shared with the
-raw record rather than copied.
+This runs once per extracted record, millions of times per run, and most records are then
+dropped (duplicates, sampled out): :func:`parse_record` only validates (plain dict/list
+operations, exact type checks first) and keeps what the checks produced; the normal form is
+built when first read, and shares the objects that need no change with the raw record.
+``workload_mismatch`` is counted by the pipeline, which knows the run's workload.
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ class LogRecord:
         "tool_names",
         "label",
         "_user_turns",
+        "_raw_request",
+        "_raw_response",
         "_response_arguments",
         "_history_arguments",
         "_request",
@@ -120,6 +124,8 @@ class LogRecord:
         self.tool_names = tool_names
         self.label = tool_names[0] if tool_names else NO_TOOL
         self._user_turns = user_turns
+        self._raw_request: dict[str, Any] = raw["request"]
+        self._raw_response: dict[str, Any] = raw["response"]
         self._response_arguments = response_arguments
         self._history_arguments = history_arguments
         self._request: dict[str, Any] | None = None
@@ -130,7 +136,7 @@ class LogRecord:
         request = self._request
         if request is not None:
             return request
-        raw_request = self.raw["request"]
+        raw_request = self._raw_request
         request = dict(raw_request)
         if self._history_arguments:
             messages = list(raw_request["messages"])
@@ -140,7 +146,7 @@ class LogRecord:
                 message["content"] = message.get("content")
                 messages[index] = message
             request["messages"] = messages
-        response = dict(self.raw["response"])
+        response = dict(self._raw_response)
         first = response["choices"][0]
         response["choices"] = [first]
         answer = dict(first["message"])
@@ -183,22 +189,30 @@ class LogRecord:
         return self.digest.hex()
 
     def compact(self) -> None:
-        """Build the normal form and release what a long-lived record does not need.
+        """Release what a long-lived record does not need (call when keeping it, e.g. in a sample).
 
-        Call when keeping a record (e.g. in a sample): the raw request and response are
-        dropped (the normalized ones stay), and the tool list is replaced by an equal list
-        shared with other records.
+        The request's tool list is replaced by an equal list shared with other records (the
+        schemas are most of a record's size, and every request of a client repeats them),
+        and ``raw`` keeps only the top-level fields. The normal form is still built lazily:
+        a sampled record is often evicted again before anything reads it.
         """
-        request = self._normalize()
+        request = self._request if self._request is not None else self._raw_request
+        tools = request.get("tools")
+        if isinstance(tools, list) and tools:
+            shared = shared_tool_list(tools)
+            if shared is not tools:
+                request = dict(request)
+                request["tools"] = shared
+                if self._request is not None:
+                    self._request = request
+                else:
+                    self._raw_request = request
         raw = self.raw
         if raw.get("request") is not None or raw.get("response") is not None:
             slim = dict(raw)
             slim["request"] = None
             slim["response"] = None
             self.raw = slim
-        tools = request.get("tools")
-        if isinstance(tools, list) and tools:
-            request["tools"] = shared_tool_list(tools)
 
     @property
     def has_tool_calls(self) -> bool:
@@ -243,11 +257,11 @@ class LogRecord:
         """
         convert = _training_message if parse_function_arguments else _openai_message
         messages = [convert(message) for message in self.request["messages"]]
-        answer = convert(self.response_message)
-        if answer.get("content") is None:
-            # Chat templates concatenate strings: an empty string is the safe spelling of "no text".
-            answer["content"] = ""
-        messages.append(answer)
+        messages.append(convert(self.response_message))
+        for message in messages:
+            if message.get("content") is None:
+                # Chat templates concatenate strings: an empty string is the safe spelling of "no text".
+                message["content"] = ""
         row: dict[str, Any] = {"messages": messages}
         tools = self.request.get("tools")
         if tools:
@@ -356,7 +370,9 @@ def _check_tool_calls(
     ``known_tools`` None: the names are not checked against the request's tools.
     """
     if not isinstance(calls, list):
-        raise RecordRejected(DropReason.INVALID_TOOL_CALL, f"{where}.tool_calls is a {type(calls).__name__}, not a list")
+        raise RecordRejected(
+            DropReason.INVALID_TOOL_CALL, f"{where}.tool_calls is a {type(calls).__name__}, not a list"
+        )
     names = []
     parsed = []
     for index, call in enumerate(calls):
@@ -588,7 +604,9 @@ def parse_record(raw: Any) -> LogRecord:
             _check_tool_calls(calls, "response.choices[0].message", known_tools)  # raises
         text = content if isinstance(content, str) else content_text(content)
         if not text or text.isspace():
-            raise RecordRejected(DropReason.EMPTY_RESPONSE, "response.choices[0].message has neither text nor tool calls")
+            raise RecordRejected(
+                DropReason.EMPTY_RESPONSE, "response.choices[0].message has neither text nor tool calls"
+            )
         tool_names, arguments = (), []
     return LogRecord(raw, prompt_digest(user_turns), user_turns, tool_names, arguments, history_arguments)
 

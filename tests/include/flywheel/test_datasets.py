@@ -19,7 +19,9 @@ from include.flywheel.datasets import (
 )
 from include.flywheel.pipeline import prepare_datasets
 
-SCHEMAS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}} for n in ("a_tool", "b_tool")]
+SCHEMAS = [
+    {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}} for name in ("a_tool", "b_tool")
+]
 
 
 def record(index: int) -> dict:
@@ -111,7 +113,8 @@ def test_writes_are_idempotent(prepared, tmp_path):
     assert first == again
     elsewhere = write_datasets(prepared, tmp_path / "two")
     for kind in first:
-        assert {p: f.sha256 for p, f in first[kind].files.items()} == {p: f.sha256 for p, f in elsewhere[kind].files.items()}
+        checksums = {path: info.sha256 for path, info in first[kind].files.items()}
+        assert checksums == {path: info.sha256 for path, info in elsewhere[kind].files.items()}
 
 
 def test_handle_is_small_and_round_trips_as_json(prepared, tmp_path):

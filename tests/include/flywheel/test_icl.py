@@ -42,7 +42,11 @@ def tool_log(user: str, tool: str, arguments: dict, *, system: str | None = "You
                             "role": "assistant",
                             "content": None,
                             "tool_calls": [
-                                {"id": "1", "type": "function", "function": {"name": tool, "arguments": json.dumps(arguments)}}
+                                {
+                                    "id": "1",
+                                    "type": "function",
+                                    "function": {"name": tool, "arguments": json.dumps(arguments)},
+                                }
                             ],
                         }
                     }

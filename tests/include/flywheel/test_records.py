@@ -33,7 +33,9 @@ def tool_record(arguments: object = '{"city": "Paris"}', *, content: object = No
     message: dict = {
         "role": "assistant",
         "content": content,
-        "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": arguments}}],
+        "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": arguments}}
+        ],
     }
     if drop_content:
         del message["content"]
@@ -203,6 +205,10 @@ def test_history_assistant_tool_calls_are_normalized_too():
     assert record.messages[2]["content"] is None
     openai_history = record.to_openai_record()["request"]["messages"][2]
     assert openai_history["tool_calls"][0]["function"]["arguments"] == "{}"
+    assert openai_history["content"] is None
+    training_history = record.to_training_row()["messages"][2]
+    assert training_history["tool_calls"][0]["function"]["arguments"] == {}
+    assert training_history["content"] == ""
     # the raw record is not modified
     assert raw["request"]["messages"][2]["tool_calls"][0]["function"]["arguments"] == "{}"
 
@@ -211,7 +217,11 @@ def test_unparseable_history_arguments_are_dropped():
     raw = tool_record()
     raw["request"]["messages"].insert(
         1,
-        {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "x", "arguments": "{"}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"type": "function", "function": {"name": "x", "arguments": "{"}}],
+        },
     )
     assert rejected(raw).reason is DropReason.UNPARSEABLE_ARGUMENTS
 
@@ -318,3 +328,15 @@ def test_training_row_is_a_copy():
 def test_log_record_repr_is_short():
     assert "get_weather" in repr(parse_record(tool_record()))
     assert isinstance(parse_record(tool_record()), LogRecord)
+
+
+def test_compact_shares_equal_tool_lists_and_keeps_the_record_intact():
+    first, second = parse_record(tool_record()), parse_record(tool_record('{"city": "Rome"}'))
+    assert first.tools is not second.tools
+    before = first.to_openai_record()
+    first.compact()
+    second.compact()
+    assert first.tools is second.tools  # one copy of the schemas for both
+    assert first.to_openai_record() == before
+    assert first.raw["request"] is None and first.raw["workload_id"] == "w"
+    assert second.response_message["tool_calls"][0]["function"]["arguments"] == {"city": "Rome"}
