@@ -233,17 +233,8 @@ class _NemoPollTrigger(BaseTrigger):
             log.warning("%s: could not clean up on kill (%s); check it by hand.", self._describe(), exc)
 
 
-class NemoCustomizationJobTrigger(_NemoPollTrigger):
-    """Wait for a customization job (``GET /v1/customization/jobs/{id}/status``) to finish.
-
-    Args:
-        conn_id: The ``nemo`` Connection.
-        job_id: The customization job id.
-        poll_interval: Seconds between two looks.
-        deadline: Absolute epoch time of the ``timeout`` event.
-        retry_limit: Attempts per API call.
-        retry_delay: First backoff between attempts, in seconds.
-    """
+class _NemoJobTrigger(_NemoPollTrigger):
+    """A poll trigger for one NeMo job, identified by its id."""
 
     def __init__(
         self, conn_id: str, job_id: str, poll_interval: float, deadline: float, retry_limit: int = 5,
@@ -255,11 +246,24 @@ class NemoCustomizationJobTrigger(_NemoPollTrigger):
     def _identity(self) -> dict[str, Any]:
         return {"job_id": self.job_id}
 
-    def _describe(self) -> str:
-        return f"Customization job {self.job_id}"
-
     def _extra_kwargs(self) -> dict[str, Any]:
         return {"job_id": self.job_id}
+
+
+class NemoCustomizationJobTrigger(_NemoJobTrigger):
+    """Wait for a customization job (``GET /v1/customization/jobs/{id}/status``) to finish.
+
+    Args:
+        conn_id: The ``nemo`` Connection.
+        job_id: The customization job id.
+        poll_interval: Seconds between two looks.
+        deadline: Absolute epoch time of the ``timeout`` event.
+        retry_limit: Attempts per API call.
+        retry_delay: First backoff between attempts, in seconds.
+    """
+
+    def _describe(self) -> str:
+        return f"Customization job {self.job_id}"
 
     async def _poll(self, client: NemoAsyncClient) -> dict[str, Any] | None:
         body = await client.get_customization_status(self.job_id)
@@ -288,7 +292,7 @@ class NemoCustomizationJobTrigger(_NemoPollTrigger):
             log.info("%s cancelled on kill.", self._describe())
 
 
-class NemoEvaluationJobTrigger(_NemoPollTrigger):
+class NemoEvaluationJobTrigger(_NemoJobTrigger):
     """Wait for an evaluation job (``GET /v1/evaluation/jobs/{id}``) to finish.
 
     Args:
@@ -300,21 +304,8 @@ class NemoEvaluationJobTrigger(_NemoPollTrigger):
         retry_delay: First backoff between attempts, in seconds.
     """
 
-    def __init__(
-        self, conn_id: str, job_id: str, poll_interval: float, deadline: float, retry_limit: int = 5,
-        retry_delay: float = 1.0,
-    ) -> None:
-        super().__init__(conn_id, poll_interval, deadline, retry_limit, retry_delay)
-        self.job_id = _check_str(type(self).__name__, "job_id", job_id)
-
-    def _identity(self) -> dict[str, Any]:
-        return {"job_id": self.job_id}
-
     def _describe(self) -> str:
         return f"Evaluation job {self.job_id}"
-
-    def _extra_kwargs(self) -> dict[str, Any]:
-        return {"job_id": self.job_id}
 
     async def _poll(self, client: NemoAsyncClient) -> dict[str, Any] | None:
         body = await client.get_evaluation_job(self.job_id)
