@@ -395,10 +395,11 @@ class NemoDeployNimOperator(_NemoWaitMixin, BaseOperator):
                 hook.delete_deployment(namespace, name)
         except NemoError as exc:
             cleanup = f"could NOT delete it ({exc}); delete it by hand"
+        # ``why`` may be a trigger message that ends with its own full stop.
         raise AirflowException(
-            f"Deployment {namespace}/{name} did not become usable: {why}. The operator {cleanup}. Check the NIM "
-            "image name and tag, GPU and PVC quota, the Deployment Management logs and the NIM Connection "
-            f"{self.nim_conn_id!r}."
+            f"Deployment {namespace}/{name} did not become usable: {why.rstrip('.')}. The operator {cleanup}. "
+            "Check the NIM image name and tag, GPU and PVC quota, the Deployment Management logs and the NIM "
+            f"Connection {self.nim_conn_id!r}."
         )
 
     def on_kill(self) -> None:

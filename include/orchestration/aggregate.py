@@ -275,7 +275,13 @@ def render_report(settings: WorkloadSettings, run: dict[str, Any]) -> str:
 
 
 def finalize(workload_id: str) -> dict[str, Any]:
-    """Settle the run's status in the store; fail the DAG run if a candidate or a data step failed."""
+    """Settle the run's status in the store; fail the DAG run if a candidate or a data step failed.
+
+    A run whose every step completed updates the workload's results Asset
+    (:func:`include.orchestration.factory.results_asset`) with ``extra`` = ``flywheel_run_id``,
+    ``dag_id``, ``run_id``, ``workload_id``, ``status`` and ``surfaced`` (candidates surfaced for
+    human review), so other DAGs can react to new results.
+    """
     from include.flywheel.results import flywheel_run_id, open_result_store
 
     settings, context = current_run_settings(workload_id)
@@ -290,16 +296,31 @@ def finalize(workload_id: str) -> dict[str, Any]:
         status = "completed_with_errors"
     else:
         status = "completed"
+    run = flywheel_run_id(dag_id, run_id)
     with open_result_store(settings.results) as store:
-        store.update_run(
-            flywheel_run_id(dag_id, run_id),
+        stored = store.update_run(
+            run,
             status=status,
             stage="finalize",
             error=(f"failed tasks: {', '.join(failed_tasks)}" if failed_tasks else None),
         )
     if failed_tasks:
+        # A failed task emits no Asset event: consumers only ever see runs that completed.
         raise AirflowFailException(
             f"Run finished as {status}: failed tasks {failed_tasks}. Results of the other candidates are recorded."
         )
-    log.info("Run completed: every candidate finished.")
-    return {"status": status}
+    surfaced = list((stored.get("summary") or {}).get("surfaced") or [])
+    # Small and JSON-only: a consumer reads the details from the results store by flywheel_run_id.
+    results_event = {
+        "flywheel_run_id": run,
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "workload_id": workload_id,
+        "status": status,
+        "surfaced": surfaced,
+    }
+    from include.orchestration.factory import results_asset
+
+    context["outlet_events"][results_asset(workload_id)].extra = results_event
+    log.info("Run completed: every candidate finished. Surfaced for review: %s.", surfaced or "none")
+    return {"status": status, "surfaced": surfaced}

@@ -96,18 +96,21 @@ def _store_step(settings: WorkloadSettings, context: dict[str, Any], model_name:
             store.upsert_evaluation(run, model_name, eval_type, **fields)
 
 
-def record_candidate_failure(context: dict[str, Any]) -> None:
-    """on_failure_callback of a candidate's tasks: record which step failed and why."""
+def candidate_failure_recorder(workload_id: str, model_name: str):
+    """The on_failure_callback of a candidate's tasks: it records which step failed and why."""
+
+    def record_candidate_failure(context: dict[str, Any]) -> None:
+        _record_candidate_failure(context, workload_id, model_name)
+
+    return record_candidate_failure
+
+
+def _record_candidate_failure(context: dict[str, Any], workload_id: str, model_name: str) -> None:
     from datetime import datetime, timezone
 
     task = context["task"]
-    group = task.task_group.group_id if task.task_group else ""
-    model_name = getattr(task, "flywheel_model_name", None) or group
     step = task.task_id.split(".")[-1]
     error = f"{step}: {context.get('exception')}"
-    workload_id = getattr(task, "flywheel_workload_id", None)
-    if workload_id is None:
-        return
     try:
         settings, _ = current_run_settings(workload_id, context)
         now = datetime.now(timezone.utc)

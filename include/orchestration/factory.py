@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, TriggerRule, task
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, TriggerRule, task
 
 from include.flywheel.config import ExampleSelection, WorkloadSettings
 from include.flywheel.runs import (
@@ -35,6 +35,17 @@ A manual run may override the log window and the data-split and ICL knobs in the
 or any settings section through **Advanced overrides** (JSON merged over this workload's values).
 Settings file: `include/config/flywheel.yaml`. Nothing is promoted automatically.
 """
+
+
+def results_asset(workload_id: str) -> Asset:
+    """The Asset a workload's ``finalize`` task updates when a run has completed.
+
+    Other DAGs can react to new flywheel results with ``schedule=[results_asset("<workload_id>")]``
+    (or the URI ``flywheel://<workload_id>/results``); each event's ``extra`` carries the
+    ``flywheel_run_id``, ``dag_id``, ``run_id``, ``workload_id``, ``status`` and ``surfaced``
+    candidates of the run (see :func:`include.orchestration.aggregate.finalize`).
+    """
+    return Asset(uri=f"flywheel://{workload_id}/results", name=f"flywheel_results__{workload_id}", group="flywheel")
 
 
 def build_params(workload: WorkloadSettings) -> dict[str, Param]:
@@ -131,7 +142,7 @@ def build_flywheel_dag(workload: WorkloadSettings) -> DAG:
     )
     from include.nemo.payloads import deployment_name
     from include.nemo.sensors import NimModelServedSensor
-    from include.orchestration.candidates import candidate_group_id, record_candidate_failure
+    from include.orchestration.candidates import candidate_failure_recorder, candidate_group_id
 
     timetable = CronDataIntervalTimetable(workload.schedule, timezone="UTC") if workload.schedule else None
     start_date = datetime.fromisoformat(workload.start_date).replace(tzinfo=timezone.utc)
@@ -216,7 +227,7 @@ def build_flywheel_dag(workload: WorkloadSettings) -> DAG:
         for candidate in workload.candidates:
             group_id = candidate_group_id(candidate.slug)
             model_name = candidate.model_name
-            failure_callback = {"on_failure_callback": record_candidate_failure}
+            failure_callback = {"on_failure_callback": candidate_failure_recorder(workload_id, model_name)}
             with TaskGroup(group_id=group_id, tooltip=f"Deploy, evaluate and customize {model_name}"):
 
                 @task(task_id="plan", multiple_outputs=True)
@@ -310,7 +321,8 @@ def build_flywheel_dag(workload: WorkloadSettings) -> DAG:
 
             return write_report(workload_id)
 
-        @task(task_id="finalize", trigger_rule=TriggerRule.ALL_DONE)
+        # The Asset event is emitted only when finalize succeeds, i.e. when every step completed.
+        @task(task_id="finalize", trigger_rule=TriggerRule.ALL_DONE, outlets=[results_asset(workload_id)])
         def finalize_task() -> dict:
             from include.orchestration.aggregate import finalize
 

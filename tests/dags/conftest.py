@@ -124,12 +124,15 @@ class FlywheelRun:
 
     def evaluations(self, model_name: str) -> dict[str, dict[str, Any]]:
         """The stored evaluations of one candidate, keyed by eval type."""
-        return {e["eval_type"]: e for e in (self.document or {}).get("evaluations", []) if e["model_name"] == model_name}
+        evaluations = (self.document or {}).get("evaluations", [])
+        return {e["eval_type"]: e for e in evaluations if e["model_name"] == model_name}
 
     def nim(self, model_name: str) -> dict[str, Any] | None:
+        """The stored NIM document of one candidate (None when the run did not record it)."""
         return next((n for n in (self.document or {}).get("nims", []) if n["model_name"] == model_name), None)
 
     def customization(self, model_name: str) -> dict[str, Any] | None:
+        """The stored customization document of one candidate (None when it has none)."""
         return next(
             (c for c in (self.document or {}).get("customizations", []) if c["model_name"] == model_name), None
         )
