@@ -241,8 +241,8 @@ def candidate_views(run: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One entry per candidate model: its NIM, customization and evaluations with their verdicts.
 
     Evaluations are ordered base -> icl -> customized; each carries ``verdict`` and
-    ``regressions`` from the run's ``summary`` (what aggregate_results concluded), or ``None``
-    and ``[]`` where the summary has none.
+    ``regressions`` from the run's ``summary`` (what aggregate_results concluded; regressions
+    also from the evaluation's ``extra.regressions``), or ``None`` and ``[]`` where neither has one.
     """
     leaderboard = _leaderboard(run)
     nims = {doc["model_name"]: doc for doc in run.get("nims") or []}
@@ -271,7 +271,10 @@ def candidate_views(run: Mapping[str, Any]) -> list[dict[str, Any]]:
                     {
                         **doc,
                         "verdict": verdicts.get(doc["eval_type"]),
-                        "regressions": list(regressions.get(doc["eval_type"]) or []),
+                        # The run summary's, else the evaluation's own record (aggregate writes both).
+                        "regressions": list(
+                            regressions.get(doc["eval_type"]) or (doc.get("extra") or {}).get("regressions") or []
+                        ),
                     }
                     for doc in ordered
                 ],
@@ -620,6 +623,15 @@ def _render_run(run: Mapping[str, Any], runs: Sequence[Mapping[str, Any]], reque
         + ' <span class="muted">(a candidate whose interval overlaps the base model\'s is not called better)</span></div>'
     )
     candidates = candidate_views(run)
+    regressed = [
+        f'{c["model_name"]} {e["eval_type"]}' for c in candidates for e in c["evaluations"] if e.get("regressions")
+    ]
+    if regressed:
+        notices.append(
+            '<div class="notice bad regression"><b>Regression against earlier runs:</b> '
+            + h(", ".join(regressed))
+            + ' <span class="muted">(a score dropped beyond its interval; see the candidate below)</span></div>'
+        )
     score_keys = _score_keys([run])
     primary = summary.get("primary_score")
     chronological = [r for r in reversed(runs) if r.get("evaluations")]
@@ -650,6 +662,9 @@ def _render_candidate(candidate: Mapping[str, Any], score_keys: Sequence[str], p
             )
     if candidate.get("failed_steps"):
         head.append(f'<span class="badge bad">failed: {h(", ".join(candidate["failed_steps"]))}</span>')
+    regressed = [e["eval_type"] for e in candidate["evaluations"] if e.get("regressions")]
+    if regressed:
+        head.append(f'<span class="badge bad regression">regression: {h(", ".join(regressed))}</span>')
     customization = candidate.get("customization") or {}
     if customization.get("customized_model"):
         head.append(f'<span class="muted small">customized model <code>{h(customization["customized_model"])}</code></span>')

@@ -21,13 +21,22 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from include.flywheel.scoring import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_RESAMPLES,
+    SCORE_RANGES,
+    SurfacingThresholds,
+)
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "include" / "config" / "flywheel.yaml"
 CONFIG_PATH_ENV = "FLYWHEEL_CONFIG"
 STAGING_BASE_ENV = "FLYWHEEL_STAGING_BASE_URI"
 
 # Sections a workload or a run may override.
-OVERRIDABLE_SECTIONS = ("nmp", "logs", "staging", "results", "candidates", "judge", "training", "data_split", "icl")
+OVERRIDABLE_SECTIONS = (
+    "nmp", "logs", "staging", "results", "candidates", "judge", "training", "data_split", "icl", "scoring",
+)
 
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
@@ -232,6 +241,35 @@ class WaitSettings(_Section):
     retry_delay: float = Field(default=30.0, ge=0)
 
 
+class ScoringSettings(_Section):
+    """How aggregate_results scores a run: intervals, the comparison with history, the surfacing rule.
+
+    The defaults are the behaviour before this section existed: 95% percentile-bootstrap intervals
+    over 2000 resamples (seeded by ``data_split.random_seed``), any drop beyond the intervals is a
+    regression, and :class:`~include.flywheel.scoring.SurfacingThresholds` as they default.
+    """
+
+    # Coverage of every score's bootstrap interval.
+    confidence: float = Field(default=DEFAULT_CONFIDENCE, gt=0.0, lt=1.0)
+    # Bootstrap resamples per interval (more: steadier bounds, slower aggregate).
+    resamples: int = Field(default=DEFAULT_RESAMPLES, ge=100, le=100_000)
+    # Smallest drop (score units: 0-1, similarity 1-10) that counts as a regression against an
+    # earlier run, on top of the intervals being apart.
+    regression_tolerance: float = Field(default=0.0, ge=0.0)
+    # When a candidate is surfaced for human review (nothing is ever promoted automatically).
+    surfacing: SurfacingThresholds = SurfacingThresholds()
+
+    @model_validator(mode="after")
+    def _known_primary_score(self) -> ScoringSettings:
+        primary = self.surfacing.primary_score
+        if primary is not None and primary not in SCORE_RANGES:
+            raise ValueError(
+                f"surfacing.primary_score {primary!r} is not a score key; use one of {sorted(SCORE_RANGES)} "
+                "or null for the workload type's default"
+            )
+        return self
+
+
 class FlywheelSections(_Section):
     """Every section that a workload or a run may override (the effective settings of one run)."""
 
@@ -244,6 +282,7 @@ class FlywheelSections(_Section):
     training: TrainingSettings = TrainingSettings()
     data_split: DataSplitSettings = DataSplitSettings()
     icl: IclSettings = IclSettings()
+    scoring: ScoringSettings = ScoringSettings()
     waits: WaitSettings = WaitSettings()
 
     @model_validator(mode="after")

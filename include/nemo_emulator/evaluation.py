@@ -21,7 +21,9 @@ and ``mean`` are ``None`` when no row could be scored. A row whose judge answer 
 parse is counted in ``nan_count`` and left out of the mean; ``rows`` keeps each row's
 output, scores and the reason a score is missing, for divergent-case inspection.
 ``usage`` has the mean tokens per request and the mean measured latency (the only
-wall-clock figure in the results).
+wall-clock figure in the results); each row's ``usage`` has that request's ``latency_ms``,
+``prompt_tokens``, ``completion_tokens`` and ``total_tokens``, so percentiles (p95) can be
+computed from the data.
 """
 
 from __future__ import annotations
@@ -447,10 +449,13 @@ def run_evaluation(
             request = _build_request(task, row, target, f"config.tasks.{task_name} row {index}")
             started = time.perf_counter()
             response = target.complete(request)
-            latency_total += time.perf_counter() - started
+            latency = time.perf_counter() - started
+            latency_total += latency
             usage = response.get("usage") or {}
+            row_usage: dict[str, Any] = {"latency_ms": round(1000.0 * latency, 3)}
             for key in tokens:
-                tokens[key] += int(usage.get(key) or 0)
+                row_usage[key] = int(usage.get(key) or 0)
+                tokens[key] += row_usage[key]
             message = ((response.get("choices") or [{}])[0].get("message")) or {}
             sample = {"output_text": message.get("content") or "", "response": response}
             context = {"item": row, "sample": sample}
@@ -469,7 +474,12 @@ def run_evaluation(
                 row_scores[metric_name] = scores
                 if note:
                     notes.append(f"{metric_name}: {note}")
-            report: dict[str, Any] = {"index": index, "output": _output_of(response), "scores": row_scores}
+            report: dict[str, Any] = {
+                "index": index,
+                "output": _output_of(response),
+                "scores": row_scores,
+                "usage": row_usage,
+            }
             if notes:
                 report["notes"] = notes
             row_reports.append(report)

@@ -123,3 +123,111 @@ def _record_candidate_failure(context: dict[str, Any], workload_id: str, model_n
         _store_step(settings, context, model_name, **documents)
     except Exception:  # noqa: BLE001 - a callback must never hide the task's own failure
         log.exception("Could not record the failure of %s in the results store.", task.task_id)
+
+
+def candidate_success_recorder(workload_id: str, model_name: str):
+    """The on_success_callback of a candidate's NeMo steps: it records what the step produced, at once.
+
+    ``deploy_nim`` -> the NIM is ``running-evals`` on its deployment; ``base_eval`` / ``icl_eval`` /
+    ``customized_eval`` -> the evaluation is ``completed`` with its job id, summary scores and mean
+    usage; ``customize`` -> the customization is ``completed`` with its job id and customized model.
+    So a run that fails or is cancelled later still shows every step that finished.
+    ``aggregate_results`` upserts the same documents again with intervals, p95 latency, divergent
+    cases and the comparison with earlier runs (upserts are idempotent).
+
+    The step's output is its return value, read back from XCom: Airflow pushes a task's return
+    value before it runs the success callback, in the same process.
+    """
+
+    def record_candidate_success(context: dict[str, Any]) -> None:
+        _record_candidate_success(context, workload_id, model_name)
+
+    return record_candidate_success
+
+
+def _aware_timestamp(value: Any):
+    """A job's ``created_at``/``updated_at`` as a tz-aware datetime, or None (a naive or unknown one is skipped)."""
+    from datetime import datetime
+
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def step_documents(
+    step: str, output: dict[str, Any], *, workload_type: str | None, epochs: int | None
+) -> dict[str, Any]:
+    """The results-store documents one finished candidate step writes (``_store_step`` keywords).
+
+    Args:
+        step: The task id inside the candidate's group (``deploy_nim``, ``base_eval``, ``customize``...).
+        output: The step operator's return value (its XCom).
+        workload_type: ``generic`` / ``tool_calling`` (maps evaluator score names to flywheel keys);
+            None leaves the scores to ``aggregate_results``.
+        epochs: The run's training epochs (recorded on the customization).
+
+    Returns:
+        ``{}`` for a step that records nothing, else ``{"nim": {...}}``, ``{"evaluations": {eval_type:
+        {...}}}`` or ``{"customization": {...}}``.
+    """
+    from datetime import datetime, timezone
+
+    eval_type = {v: k for k, v in EVAL_TASKS.items()}.get(step)
+    if step == "deploy_nim":
+        return {"nim": {"status": "running-evals", "deployment_name": output.get("name"), "deployment_status": "ready"}}
+    if eval_type:
+        fields: dict[str, Any] = {"status": "completed", "job_id": output.get("job_id"), "progress": 100.0}
+        if workload_type:
+            from include.flywheel.scoring import extract_scores
+
+            fields["scores"] = extract_scores(output.get("results") or {}, workload_type).values()
+        usage = next(iter((output.get("usage") or {}).values()), None) or {}
+        if usage:
+            fields["latency"] = {"mean_ms": usage.get("mean_latency_ms")}
+            fields["tokens"] = {
+                "mean_prompt": usage.get("mean_prompt_tokens"),
+                "mean_completion": usage.get("mean_completion_tokens"),
+                "mean_total": usage.get("mean_total_tokens"),
+            }
+        started, finished = _aware_timestamp(output.get("started_at")), _aware_timestamp(output.get("finished_at"))
+        if started is not None and finished is not None and finished >= started:
+            fields["started_at"], fields["finished_at"] = started, finished
+        else:
+            fields["finished_at"] = datetime.now(timezone.utc)
+        return {"evaluations": {eval_type: fields}}
+    if step == "customize":
+        return {
+            "customization": {
+                "status": "completed",
+                "job_id": output.get("job_id"),
+                "customized_model": output.get("output_model"),
+                "progress": 100.0,
+                "epochs": epochs,
+            }
+        }
+    return {}
+
+
+def _record_candidate_success(context: dict[str, Any], workload_id: str, model_name: str) -> None:
+    task = context["task"]
+    step = task.task_id.split(".")[-1]
+    try:
+        ti = context["ti"]
+        output = ti.xcom_pull(task_ids=task.task_id)
+        if not isinstance(output, dict):
+            log.warning("%s returned no result to record (%r); aggregate_results will record it.", task.task_id, output)
+            return
+        settings, _ = current_run_settings(workload_id, context)
+        prepared = ti.xcom_pull(task_ids="prepare_datasets") or {}
+        documents = step_documents(
+            step, output, workload_type=prepared.get("workload_type"), epochs=settings.training.epochs
+        )
+        if documents:
+            _store_step(settings, context, model_name, **documents)
+            log.info("Recorded %s of %s in the results store.", step, model_name)
+    except Exception:  # noqa: BLE001 - recording must never fail a step that succeeded
+        log.exception("Could not record the success of %s in the results store.", task.task_id)

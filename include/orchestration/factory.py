@@ -142,7 +142,11 @@ def build_flywheel_dag(workload: WorkloadSettings) -> DAG:
     )
     from include.nemo.payloads import deployment_name
     from include.nemo.sensors import NimModelServedSensor
-    from include.orchestration.candidates import candidate_failure_recorder, candidate_group_id
+    from include.orchestration.candidates import (
+        candidate_failure_recorder,
+        candidate_group_id,
+        candidate_success_recorder,
+    )
 
     timetable = CronDataIntervalTimetable(workload.schedule, timezone="UTC") if workload.schedule else None
     start_date = datetime.fromisoformat(workload.start_date).replace(tzinfo=timezone.utc)
@@ -228,6 +232,8 @@ def build_flywheel_dag(workload: WorkloadSettings) -> DAG:
             group_id = candidate_group_id(candidate.slug)
             model_name = candidate.model_name
             failure_callback = {"on_failure_callback": candidate_failure_recorder(workload_id, model_name)}
+            # Each NeMo step records what it produced as soon as it succeeds (not only at aggregate).
+            callbacks = {**failure_callback, "on_success_callback": candidate_success_recorder(workload_id, model_name)}
             with TaskGroup(group_id=group_id, tooltip=f"Deploy, evaluate and customize {model_name}"):
 
                 @task(task_id="plan", multiple_outputs=True)
@@ -246,7 +252,7 @@ def build_flywheel_dag(workload: WorkloadSettings) -> DAG:
                     timeout=waits.deployment_timeout,
                     pool=GPU_POOL,
                     pool_slots=candidate.gpus,
-                    **failure_callback,
+                    **callbacks,
                 )
                 evaluations = []
                 for step in ("base_eval", "icl_eval"):
@@ -259,7 +265,7 @@ def build_flywheel_dag(workload: WorkloadSettings) -> DAG:
                         poll_interval=waits.poll_interval,
                         timeout=waits.evaluation_timeout,
                         pool=GPU_POOL,
-                        **failure_callback,
+                        **callbacks,
                     )
                     deploy >> evaluation
                     evaluations.append(evaluation)
@@ -273,7 +279,7 @@ def build_flywheel_dag(workload: WorkloadSettings) -> DAG:
                         timeout=waits.customization_timeout,
                         pool=GPU_POOL,
                         pool_slots=candidate.customizer.gpus,
-                        **failure_callback,
+                        **callbacks,
                     )
                     synced = NimModelServedSensor(
                         task_id="wait_model_synced",
@@ -292,7 +298,7 @@ def build_flywheel_dag(workload: WorkloadSettings) -> DAG:
                         poll_interval=waits.poll_interval,
                         timeout=waits.evaluation_timeout,
                         pool=GPU_POOL,
-                        **failure_callback,
+                        **callbacks,
                     )
                     # Training needs only the dataset; serving the adapter needs the base NIM up.
                     plan >> customize

@@ -234,3 +234,26 @@ def test_plugin_is_loaded_by_airflow_with_app_and_nav_entry():
     assert not any(mounted["url_prefix"].startswith(prefix) for prefix in RESERVED_URL_PREFIXES)
     (view,) = plugin.external_views
     assert view["href"] == "/flywheel/" and view["url_route"] and view["destination"] == "nav"
+
+
+def test_a_regression_stored_on_the_evaluation_is_flagged_without_a_summary():
+    """aggregate_results writes regressions on the evaluation too (``extra.regressions``): a run whose
+    summary is missing (report or summary step failed) still shows the flag."""
+    flagged = {"key": PRIMARY, "previous_run": "manual__a", "previous": 0.75, "current": 0.4, "delta": -0.35,
+               "regression": True, "reason": "fell"}
+    run = {
+        "summary": {},
+        "evaluations": [
+            {"model_name": SMALL, "eval_type": "customized-eval", "status": "completed", "scores": {PRIMARY: 0.4},
+             "ci": {}, "extra": {"regressions": [flagged], "compared_with": ["manual__a"]}},
+            {"model_name": SMALL, "eval_type": "base-eval", "status": "completed", "scores": {PRIMARY: 0.15},
+             "ci": {}, "extra": {"regressions": [], "compared_with": ["manual__a"]}},
+        ],
+    }
+    [candidate] = flywheel_ui.candidate_views(run)
+    by_type = {e["eval_type"]: e for e in candidate["evaluations"]}
+    assert by_type["customized-eval"]["regressions"] == [flagged]
+    assert by_type["base-eval"]["regressions"] == []
+    html = flywheel_ui._render_candidate(candidate, [PRIMARY], PRIMARY, [], "x/manual__b")
+    assert "regression: customized-eval" in html
+    assert "Regression</b> in customized-eval" in html and "vs run manual__a" in html

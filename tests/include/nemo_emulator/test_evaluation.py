@@ -332,10 +332,31 @@ def test_evaluation_is_deterministic(support: tuple[list[dict], list[dict]]) -> 
         model = brain.customized_model("flywheel/custom", SMALL, [training_row(r) for r in train], [], HYPERPARAMETERS)
         results = Recorder(held_out).run(tool_calling_config(), model)
         for task in results["tasks"].values():
-            task["usage"].pop("mean_latency_ms")  # the only wall-clock figure
+            task["usage"].pop("mean_latency_ms")  # the only wall-clock figures
+            for row in task["rows"]:
+                row["usage"].pop("latency_ms")
         return results
 
     assert json.dumps(run(), sort_keys=True) == json.dumps(run(), sort_keys=True)
+
+
+def test_each_row_reports_its_own_latency_and_tokens(support: tuple[list[dict], list[dict]]) -> None:
+    _, held_out = support
+    results = Recorder(held_out).run(tool_calling_config(), brain.base_model(SMALL))
+    task = results["tasks"]["custom-tool-calling"]
+    rows = task["rows"]
+    assert len(rows) == len(held_out)
+    for row in rows:
+        usage = row["usage"]
+        assert set(usage) == {"latency_ms", "prompt_tokens", "completion_tokens", "total_tokens"}, usage
+        assert usage["latency_ms"] >= 0.0
+        assert usage["prompt_tokens"] > 0
+        assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    # The task's means are the means of its rows: percentiles computed from the rows agree with them.
+    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        assert task["usage"][f"mean_{key}"] == pytest.approx(sum(r["usage"][key] for r in rows) / len(rows))
+    row_mean = sum(r["usage"]["latency_ms"] for r in rows) / len(rows)
+    assert task["usage"]["mean_latency_ms"] == pytest.approx(row_mean, abs=0.01)
 
 
 def _broken(mutate: Any) -> dict[str, Any]:
