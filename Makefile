@@ -35,24 +35,50 @@ demo: setup
 test: setup
 	$(BIN)/pytest
 
+# One shell for the whole recipe, so "already running" really stops there (an exit in a recipe line
+# only ends that line). The pool is set before standalone starts (no second SQLite writer), with
+# --include-deferred so deferred GPU tasks hold their slots. PATH: standalone starts its components
+# as `airflow <component>` through PATH, so the venv's bin must be on it even when the venv is not
+# activated. The workers reach the execution API at UP_PORT (Airflow's default assumes 8080).
+# `make up` returns once every component is healthy, or fails with the end of the log.
 up: setup
 	@mkdir -p $(AIRFLOW_HOME)
 	@if [ -f $(UP_PIDFILE) ] && kill -0 -- -$$(cat $(UP_PIDFILE)) 2>/dev/null; then \
-		echo "Airflow is already running (process group $$(cat $(UP_PIDFILE))); 'make down' stops it."; exit 0; fi
-	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/migrate.log
-	@echo '{"admin": "admin"}' > $(AIRFLOW_HOME)/passwords.json
+		echo "Airflow is already running (process group $$(cat $(UP_PIDFILE))); 'make down' stops it."; exit 0; fi; \
+	set -e; \
+	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 \
+		|| { echo "airflow db migrate failed; see $(AIRFLOW_HOME)/migrate.log"; exit 1; }; \
+	echo '{"admin": "admin"}' > $(AIRFLOW_HOME)/passwords.json; \
+	$(BIN)/airflow pools set nemo_gpu 2 "GPU-bound NeMo work (slots = GPUs you may use)" --include-deferred > /dev/null; \
+	PATH="$(CURDIR)/$(BIN):$$PATH" \
 	AIRFLOW__CORE__PARALLELISM=$(UP_PARALLELISM) \
 	AIRFLOW__API__PORT=$(UP_PORT) \
+	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(UP_PORT)/execution/ \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$(AIRFLOW_HOME)/passwords.json \
-	setsid $(BIN)/airflow standalone > $(AIRFLOW_HOME)/standalone.log 2>&1 < /dev/null & echo $$! > $(UP_PIDFILE)
-	$(BIN)/airflow pools set nemo_gpu 2 "GPU-bound NeMo work (slots = GPUs you may use)" > /dev/null
-	@echo "Airflow is starting at http://localhost:$(UP_PORT) (user admin, password admin); log: $(AIRFLOW_HOME)/standalone.log"
+	setsid $(BIN)/airflow standalone > $(AIRFLOW_HOME)/standalone.log 2>&1 < /dev/null & echo $$! > $(UP_PIDFILE); \
+	echo "Airflow is starting (process group $$(cat $(UP_PIDFILE))); log: $(AIRFLOW_HOME)/standalone.log"; \
+	pgid=$$(cat $(UP_PIDFILE)); ready=; \
+	for i in $$(seq 1 90); do \
+		kill -0 -- -$$pgid 2>/dev/null || break; \
+		if $(BIN)/python -c 'import json, sys, urllib.request; health = json.load(urllib.request.urlopen(sys.argv[1], timeout=5)); sys.exit(0 if health and all(part.get("status") == "healthy" for part in health.values()) else 1)' \
+			http://127.0.0.1:$(UP_PORT)/api/v2/monitor/health 2>/dev/null; then ready=1; break; fi; \
+		sleep 2; \
+	done; \
+	if [ -z "$$ready" ]; then \
+		echo "Airflow did not become healthy; last lines of $(AIRFLOW_HOME)/standalone.log ('make down' stops what is left):"; \
+		tail -n 30 $(AIRFLOW_HOME)/standalone.log; exit 1; fi; \
+	echo "Airflow is ready at http://localhost:$(UP_PORT) (user admin, password admin)."
 
+# TERM the whole process group (standalone ignores SIGINT), wait until it is gone, KILL leftovers.
 down:
 	@if [ -f $(UP_PIDFILE) ]; then \
-		kill -TERM -- -$$(cat $(UP_PIDFILE)) 2>/dev/null && echo "Stopped Airflow (process group $$(cat $(UP_PIDFILE)))." \
-			|| echo "Airflow was not running."; \
+		pgid=$$(cat $(UP_PIDFILE)); \
+		if kill -TERM -- -$$pgid 2>/dev/null; then \
+			for i in $$(seq 1 60); do kill -0 -- -$$pgid 2>/dev/null || break; sleep 0.5; done; \
+			kill -KILL -- -$$pgid 2>/dev/null || true; \
+			echo "Stopped Airflow (process group $$pgid)."; \
+		else echo "Airflow was not running."; fi; \
 		rm -f $(UP_PIDFILE); \
 	else echo "Nothing to stop: 'make up' did not start Airflow here."; fi
 
