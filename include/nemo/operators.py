@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, BaseOperator, ObjectStoragePath
 from airflow.sdk.definitions.template import literal
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from include.nemo import payloads
 from include.nemo.exceptions import NemoError
@@ -646,7 +646,8 @@ class NemoCustomizationOperator(_NemoWaitMixin, BaseOperator):
     Args:
         config: The ``POST /v1/customization/configs`` body (``namespace``, ``name``, ...), or ``None`` to
             use an existing config named by ``job["config"]``.
-        job: The ``POST /v1/customization/jobs`` body; its ``name`` must be deterministic (e.g.
+        job: The ``POST /v1/customization/jobs`` body (``None``: the task is skipped, and so are the
+            steps that need the customized model); its ``name`` must be deterministic (e.g.
             ``payloads.job_name(...)``) so a retry finds the job. ``config`` defaults to ``"{ns}/{name}"``
             of ``config``.
         nemo_conn_id: The ``nemo`` Connection.
@@ -709,6 +710,9 @@ class NemoCustomizationOperator(_NemoWaitMixin, BaseOperator):
         return _most_recent(jobs)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        if self.job is None:
+            # The run's plan has no customization for this model (e.g. disabled by a run override).
+            raise AirflowSkipException("No customization job for this run: nothing to customize.")
         config, body = self._bodies()
         name = body["name"]
         deadline = self._new_deadline()

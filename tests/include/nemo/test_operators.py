@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException, TaskDeferred
 
 from include.nemo.hooks import DataStoreHook, EntityStoreHook
 from include.nemo.operators import (
@@ -383,6 +383,13 @@ def test_customization_runs_and_returns_the_output_model(nemo_emu):
                       "output_model": f"{NAMESPACE}/fw-customize-llama-1-model", "status": "completed"}
     assert context["ti"].xcoms["output_model"] == result["output_model"]
     assert nemo_emu.state()["customization_configs"] == [f"{NAMESPACE}/llama-1b-lora"]
+
+
+def test_customization_without_a_job_is_skipped_and_submits_nothing(nemo_emu):
+    # A run whose plan disabled customization for this model passes job=None.
+    with pytest.raises(AirflowSkipException, match="nothing to customize"):
+        customization_operator(config=None, job=None).execute(make_context())
+    assert nemo_emu.state()["customization_jobs"]["total"] == 0
 
 
 def test_customization_defers_with_the_right_trigger(nemo_emu):
