@@ -139,3 +139,26 @@ def nemo_conn(set_connection: Callable[..., None]) -> Iterator[str]:
     """A ``nemo_default`` Connection at a host that only the mock transport answers."""
     set_connection("nemo_default", conn_type="nemo", host="http://nemo.test:8000", password="secret-key-123")
     yield "nemo_default"
+
+
+# -- the emulator, for the contract and fault tests (one subprocess per test module) ---------------
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    from include.nemo_emulator.testing import running_emulator
+
+    with running_emulator(job_duration=2.0, deployment_duration=2.0, sync_duration=1.0, queue_duration=0.4) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu(emulator, set_connection):
+    """The module's emulator, reset, with the three Connections pointing at it."""
+    emulator.reset()
+    emulator.clear_faults()
+    set_connection("nemo_default", conn_type="nemo", host=emulator.base_url)
+    set_connection("nemo_datastore_default", conn_type="nemo_datastore", host=emulator.datastore_url)
+    set_connection("nim_default", conn_type="nim", host=emulator.nim_url)
+    yield emulator
+    emulator.clear_faults()

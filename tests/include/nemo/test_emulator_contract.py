@@ -33,7 +33,6 @@ from include.nemo.hooks import (
     customization_status_of,
     deployment_status_of,
 )
-from include.nemo_emulator.testing import running_emulator
 
 NS = "flywheel"
 BASE_MODEL = "meta/llama-3.2-1b-instruct"
@@ -79,23 +78,6 @@ def write_dataset(folder: Path, n: int = 8) -> Path:
     (folder / "training" / "train_data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train[:-2]))
     (folder / "validation" / "val_data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train[-2:]))
     return folder
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    with running_emulator(job_duration=2.0, deployment_duration=2.0, sync_duration=1.0, queue_duration=0.4) as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(emulator, set_connection):
-    emulator.reset()
-    emulator.clear_faults()
-    set_connection("nemo_default", conn_type="nemo", host=emulator.base_url)
-    set_connection("nemo_datastore_default", conn_type="nemo_datastore", host=emulator.datastore_url)
-    set_connection("nim_default", conn_type="nim", host=emulator.nim_url)
-    yield emulator
-    emulator.clear_faults()
 
 
 def wait_for(emu, check: Callable[[], Any], *, what: str, step: float = 1.0, attempts: int = 300) -> Any:

@@ -29,7 +29,6 @@ from include.nemo.hooks import (
     NemoAsyncClient,
     NimHook,
 )
-from include.nemo_emulator.testing import running_emulator
 
 NS = "flywheel"
 BASE_MODEL = "meta/llama-3.2-1b-instruct"
@@ -46,23 +45,6 @@ class Waits:
 
     async def asleep(self, seconds: float) -> None:
         self.waits.append(seconds)
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    with running_emulator(job_duration=2.0, deployment_duration=2.0, sync_duration=1.0, queue_duration=0.4) as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(emulator, set_connection):
-    emulator.reset()
-    emulator.clear_faults()
-    set_connection("nemo_default", conn_type="nemo", host=emulator.base_url)
-    set_connection("nemo_datastore_default", conn_type="nemo_datastore", host=emulator.datastore_url)
-    set_connection("nim_default", conn_type="nim", host=emulator.nim_url)
-    yield emulator
-    emulator.clear_faults()
 
 
 @pytest.fixture
