@@ -12,16 +12,19 @@ import logging
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx2
-from huggingface_hub import CommitOperationAdd, HfApi
-from huggingface_hub.errors import HfHubHTTPError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from include.nemo.exceptions import NemoApiError, NemoConnectionError, NemoError, NemoNotFoundError, NemoTimeoutError
 from include.nemo.hooks._common import api_path, error_from_response, is_retryable_status, parse_retry_after
 from include.nemo.hooks.base import NemoBaseHook
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
+# huggingface_hub (and its httpx2) are imported where they are used: this module is imported by
+# the operators, so by every parse of the DAG file, which then need not load the HF client.
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,9 @@ def _hf_status(exc: BaseException) -> int | None:
 
 
 def _hf_retryable(exc: BaseException) -> bool:
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
     if isinstance(exc, HfHubHTTPError):
         status = _hf_status(exc)
         return status is not None and is_retryable_status(status)
@@ -71,6 +77,8 @@ class DataStoreHook(NemoBaseHook):
     @cached_property
     def hf_api(self) -> HfApi:
         """An ``HfApi`` bound to the Data Store (``token=False`` when no token: never send a personal HF token)."""
+        from huggingface_hub import HfApi
+
         return HfApi(endpoint=self.hf_endpoint, token=self.endpoint.api_key or False,
                      headers=dict(self.endpoint.headers) or None)
 
@@ -129,6 +137,9 @@ class DataStoreHook(NemoBaseHook):
                 f"HTTP {_hf_status(exc)}" if _hf_status(exc) else type(exc).__name__,
                 state.next_action.sleep if state.next_action else 0.0,
             )
+
+        import httpx2
+        from huggingface_hub.errors import HfHubHTTPError
 
         retrying = Retrying(
             stop=stop_after_attempt(policy.retry_limit), wait=wait, retry=retry_if_exception(_hf_retryable),
@@ -193,6 +204,8 @@ class DataStoreHook(NemoBaseHook):
         self, namespace: str, name: str, files: Mapping[str, str | Path | bytes], *, commit_message: str | None = None
     ) -> str:
         """Upload files in one commit: ``{path_in_repo: local path or bytes}``; returns the commit oid."""
+        from huggingface_hub import CommitOperationAdd
+
         if not files:
             raise ValueError("upload_files: no files given")
         operations = []
