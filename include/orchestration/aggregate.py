@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 REPORT_FILE = "report.md"
 # Eval cases kept per evaluation for human spot-checks.
 MAX_DIVERGENT_CASES = 20
+# Earlier runs read for the comparison with history.
+HISTORY_RUNS = 20
 # The report's markdown in the report task's XCom is cut beyond this (the staged file is whole).
 MAX_REPORT_XCOM_BYTES = 32 * 1024
 
@@ -177,7 +179,9 @@ def aggregate_results(workload_id: str) -> dict[str, Any]:
     scoring_settings = settings.scoring
     leaderboard = []
     with open_result_store(settings.results) as store, EvaluatorHook(settings.nmp.nemo_conn_id) as evaluator:
-        history = [r for r in store.list_runs(workload_id, status=["completed", "completed_with_errors"], with_children=True)
+        # The newest earlier runs are enough: a score is compared with the latest run that has it.
+        history = [r for r in store.list_runs(workload_id, status=["completed", "completed_with_errors"],
+                                              limit=HISTORY_RUNS, with_children=True)
                    if r["flywheel_run_id"] != run]
         for candidate in settings.candidates:
             group = candidate_group_id(candidate.slug)
@@ -250,9 +254,8 @@ def aggregate_results(workload_id: str) -> dict[str, Any]:
                         history=comparisons_by_eval[eval_type], label=f"{model} {eval_type}",
                     )
                     entry["verdicts"][eval_type] = verdict.as_dict()
-            nim_status = "failed" if entry["failed_steps"] else ("cancelled" if not group_states.get("plan") == "success" else "completed")
-            if group_states.get("plan") == "skipped":
-                nim_status = "cancelled"
+            # Candidates this run deselected are not in settings.candidates: every one here was planned.
+            nim_status = "failed" if entry["failed_steps"] else "completed"
             nim_fields: dict[str, Any] = {"status": nim_status}
             if not entry["failed_steps"]:
                 nim_fields["finished_at"] = datetime.now(timezone.utc)

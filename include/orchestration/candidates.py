@@ -37,7 +37,7 @@ def judge_base_url(settings: WorkloadSettings) -> str:
     return NimHook(conn_id).base_url
 
 
-def plan_candidate_task(workload_id: str, model_name: str, group_id: str) -> dict[str, Any]:
+def plan_candidate_task(workload_id: str, model_name: str) -> dict[str, Any]:
     """Compute one candidate's payloads for this run; skip the group if the run deselected it."""
     from include.nemo.hooks import NimHook
 

@@ -237,10 +237,10 @@ def build_flywheel_dag(workload: WorkloadSettings) -> DAG:
             with TaskGroup(group_id=group_id, tooltip=f"Deploy, evaluate and customize {model_name}"):
 
                 @task(task_id="plan", multiple_outputs=True)
-                def plan_task(model_name: str = model_name, group_id: str = group_id) -> dict:
+                def plan_task(model_name: str = model_name) -> dict:
                     from include.orchestration.candidates import plan_candidate_task
 
-                    return plan_candidate_task(workload_id, model_name, group_id)
+                    return plan_candidate_task(workload_id, model_name)
 
                 plan = plan_task()
                 deploy = NemoDeployNimOperator(

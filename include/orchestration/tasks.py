@@ -16,7 +16,7 @@ from typing import Any
 from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
-from include.flywheel.config import ConfigError, WorkloadSettings, load_config
+from include.flywheel.config import ConfigError, ExampleSelection, LogSourceKind, WorkloadSettings, load_config
 from include.flywheel.runs import LogWindow, resolve_window, run_settings
 from include.orchestration.staging import run_staging_dir
 
@@ -89,7 +89,7 @@ def extract_logs(workload_id: str) -> dict[str, Any]:
         settings.logs.source.value,
         settings.workload_id,
         settings.client_id,
-        settings.logs.source.value == "files" and settings.logs.resolved_path() or settings.logs.index,
+        settings.logs.resolved_path() if settings.logs.source is LogSourceKind.FILES else settings.logs.index,
         window.start.isoformat(),
         window.end.isoformat(),
         window.source,
@@ -134,7 +134,7 @@ def prepare_datasets(workload_id: str, extracted: dict[str, Any]) -> dict[str, A
     with fail_without_retry_on_bad_input():
         settings, context = current_run_settings(workload_id)
         embedder = None
-        if settings.icl.example_selection.value == "semantic_similarity":
+        if settings.icl.example_selection is ExampleSelection.SEMANTIC:
             embedder = _embedding_client(settings)
         log.info("Preparing datasets from %d extracted records (%s).", extracted["records"], extracted["uri"])
         prepared = run_preparation(_staged_records(extracted["uri"]), settings, embedder=embedder)
